@@ -1,0 +1,206 @@
+"""Loading open_clip models, once per process.
+
+Estimators never hold a torch model: they ask this module for the model that
+their parameters describe. Loaded models live in a small process-wide
+registry, so that clones made by ``GridSearchCV`` or ``cross_val_score``
+share one copy of the weights and pickles stay free of them.
+"""
+
+import json
+import logging
+import os
+import threading
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+from sktip.exceptions import PretrainedWeightsError, RandomWeightsWarning
+
+logger = logging.getLogger(__name__)
+
+LOCAL_DIR_PREFIX = "local-dir:"
+HF_HUB_PREFIX = "hf-hub:"
+
+# Two models cover the common case (one backbone, maybe a second being
+# compared) without letting a long session pile up gigabytes of weights.
+_MAX_LOADED_MODELS = 2
+_registry = OrderedDict()
+_registry_lock = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """Everything that decides which weights are loaded, and where."""
+
+    model_name: str
+    pretrained: str | None
+    precision: str
+    device: str
+    cache_dir: str | None = None
+
+
+@dataclass
+class LoadedModel:
+    """A ready-to-use open_clip model and what goes with it."""
+
+    spec: ModelSpec
+    model: object
+    preprocess: object
+    tokenizer: object
+    preprocess_cfg: dict
+    input_dtype: object
+    autocast_dtype: object
+    embed_dim: int
+    forward_calls: int = 0
+
+
+def resolve_device(device):
+    """Turn ``"auto"`` into ``"cuda"`` when a GPU is visible, else ``"cpu"``."""
+    if device != "auto":
+        return str(device)
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def get_model(spec):
+    """Return the :class:`LoadedModel` for ``spec``, loading it if needed."""
+    with _registry_lock:
+        loaded = _registry.get(spec)
+        if loaded is not None:
+            _registry.move_to_end(spec)
+            return loaded
+        loaded = _load(spec)
+        _registry[spec] = loaded
+        while len(_registry) > _MAX_LOADED_MODELS:
+            _registry.popitem(last=False)
+        return loaded
+
+
+def clear_model_cache():
+    """Forget every model loaded in this process, freeing its memory.
+
+    The next use of a featurizer loads its model again.
+    """
+    with _registry_lock:
+        _registry.clear()
+
+
+def configured_embed_dim(model_name):
+    """Embedding size read from the model's configuration, without weights.
+
+    Returns ``None`` when the configuration is not available locally (an
+    ``hf-hub:`` name, or an unknown model).
+    """
+    if model_name.startswith(LOCAL_DIR_PREFIX):
+        config = Path(model_name[len(LOCAL_DIR_PREFIX) :]) / "open_clip_config.json"
+        try:
+            return int(json.loads(config.read_text())["model_cfg"]["embed_dim"])
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+    if model_name.startswith(HF_HUB_PREFIX):
+        return None
+    import open_clip
+
+    config = open_clip.get_model_config(model_name.replace("/", "-"))
+    return None if config is None else int(config["embed_dim"])
+
+
+def _load(spec):
+    import open_clip
+    import torch
+
+    has_schema = spec.model_name.startswith((LOCAL_DIR_PREFIX, HF_HUB_PREFIX))
+    random_weights = spec.pretrained is None
+    if random_weights:
+        import warnings
+
+        warnings.warn(
+            f"CLIPFeaturizer(model_name={spec.model_name!r}, pretrained=None) "
+            "runs with random weights: its features carry no meaning, and a "
+            "classifier built on them predicts close to chance.",
+            RandomWeightsWarning,
+            stacklevel=4,
+        )
+    precision = spec.precision if spec.precision in ("fp16", "bf16") else "fp32"
+
+    logger.info("loading open_clip model %r (pretrained=%r)", *_describe(spec))
+    try:
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            spec.model_name,
+            pretrained=None if has_schema else spec.pretrained,
+            load_weights=not random_weights,
+            require_pretrained=not random_weights,
+            precision=precision,
+            device=spec.device,
+            cache_dir=spec.cache_dir,
+        )
+    except Exception as exc:
+        raise PretrainedWeightsError(_weights_error_message(spec, exc)) from exc
+    model.eval()
+    tokenizer = open_clip.get_tokenizer(spec.model_name)
+
+    autocast_dtype = None
+    if spec.device.startswith("cuda") and spec.precision == "amp":
+        autocast_dtype = torch.float16
+    elif spec.device.startswith("cuda") and spec.precision == "amp_bf16":
+        autocast_dtype = torch.bfloat16
+    input_dtype = next(model.visual.parameters()).dtype
+    embed_dim = _embed_dim(model)
+    preprocess_cfg = dict(getattr(model.visual, "preprocess_cfg", {}))
+    logger.info(
+        "loaded %r on %s, embed_dim=%d", spec.model_name, spec.device, embed_dim
+    )
+    return LoadedModel(
+        spec=spec,
+        model=model,
+        preprocess=preprocess,
+        tokenizer=tokenizer,
+        preprocess_cfg=preprocess_cfg,
+        input_dtype=input_dtype,
+        autocast_dtype=autocast_dtype,
+        embed_dim=embed_dim,
+    )
+
+
+def _embed_dim(model):
+    import torch
+
+    size = model.visual.image_size
+    size = (size, size) if isinstance(size, int) else tuple(size)
+    dtype = next(model.visual.parameters()).dtype
+    device = next(model.visual.parameters()).device
+    with torch.inference_mode():
+        probe = torch.zeros((1, 3, *size), dtype=dtype, device=device)
+        return int(model.encode_image(probe).shape[-1])
+
+
+def _describe(spec):
+    return spec.model_name, spec.pretrained
+
+
+def _weights_error_message(spec, exc):
+    name, pretrained = spec.model_name, spec.pretrained
+    if name.startswith(LOCAL_DIR_PREFIX):
+        where = (
+            f"the folder {name[len(LOCAL_DIR_PREFIX) :]!r} must hold "
+            "open_clip_config.json and a checkpoint (open_clip_pytorch_model.bin "
+            "or open_clip_model.safetensors)"
+        )
+    elif pretrained and (
+        os.path.sep in pretrained
+        or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
+    ):
+        where = f"the checkpoint file {pretrained!r} must exist and match the model"
+    else:
+        where = (
+            "the weights are downloaded from the model hub on first use; without "
+            "network access, download them elsewhere and pass the file as "
+            "pretrained='/path/to/checkpoint.pt' (or .safetensors), or use "
+            "model_name='local-dir:/path/to/folder'"
+        )
+    return (
+        f"Could not load CLIP model {name!r} with pretrained={pretrained!r}: "
+        f"{type(exc).__name__}: {exc}. To fix: {where}. sktip never falls back "
+        "to random weights; pass pretrained=None to ask for them explicitly."
+    )

@@ -1,0 +1,53 @@
+"""Exceptions and warnings raised by sktip."""
+
+__all__ = [
+    "ImageLoadError",
+    "PretrainedWeightsError",
+    "RandomWeightsWarning",
+    "SktipWarning",
+]
+
+
+class ImageLoadError(ValueError):
+    """An input image could not be read or decoded.
+
+    The message names the position of the image in the input and, for a
+    file, its path. The same facts are kept as attributes so that a caller
+    can drop the offending item and try again.
+
+    Parameters
+    ----------
+    message : str
+        Human-readable description.
+    index : int or None, default=None
+        Position of the image in the input sequence.
+    source : str or None, default=None
+        Path of the file, or a short description of an in-memory image.
+    """
+
+    def __init__(self, message, index=None, source=None):
+        super().__init__(message)
+        self.index = index
+        self.source = source
+
+    def __reduce__(self):
+        # Keeps the attributes when the error crosses a process boundary
+        # (DataLoader workers, joblib, Dask).
+        return (type(self), (self.args[0], self.index, self.source))
+
+
+class PretrainedWeightsError(RuntimeError):
+    """Pretrained weights for a CLIP model could not be loaded.
+
+    Raised instead of falling back to random weights: a classifier built on
+    random weights runs but predicts little better than chance.
+    """
+
+
+class SktipWarning(UserWarning):
+    """Base class of the warnings issued by sktip."""
+
+
+class RandomWeightsWarning(SktipWarning):
+    """A CLIP model runs with random weights, as asked for by
+    ``pretrained=None``; its features carry no semantic meaning."""

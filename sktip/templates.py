@@ -1,0 +1,123 @@
+"""Prompt templates and class names for the zero-shot text classifier.
+
+A template is a string with one ``{}`` that the class name fills in, such as
+``"a photo of a {}."``. The zero-shot classifier encodes every template for
+every class, normalises each prompt embedding, averages them per class and
+normalises the average again.
+
+``TEMPLATES`` holds the sets the Tip-Adapter reference uses: seven prompts
+for ImageNet and one prompt for each of the other ten datasets of its
+benchmark. Pass one of its keys as ``templates=`` to use that set.
+"""
+
+from collections.abc import Mapping
+
+__all__ = ["DEFAULT_TEMPLATES", "TEMPLATES", "make_prompts", "resolve_templates"]
+
+DEFAULT_TEMPLATES = ("a photo of a {}.",)
+
+TEMPLATES = {
+    "imagenet": (
+        "itap of a {}.",
+        "a bad photo of the {}.",
+        "a origami {}.",
+        "a photo of the large {}.",
+        "a {} in a video game.",
+        "art of the {}.",
+        "a photo of the small {}.",
+    ),
+    "caltech101": ("a photo of a {}.",),
+    "dtd": ("{} texture.",),
+    "eurosat": ("a centered satellite photo of {}.",),
+    "fgvc_aircraft": ("a photo of a {}, a type of aircraft.",),
+    "food101": ("a photo of {}, a type of food.",),
+    "oxford_flowers": ("a photo of a {}, a type of flower.",),
+    "oxford_pets": ("a photo of a {}, a type of pet.",),
+    "stanford_cars": ("a photo of a {}.",),
+    "sun397": ("a photo of a {}.",),
+    "ucf101": ("a photo of a person doing {}.",),
+}
+
+
+def resolve_templates(templates):
+    """Return the templates to use as a tuple of strings.
+
+    Parameters
+    ----------
+    templates : None, str or sequence of str
+        ``None`` gives :data:`DEFAULT_TEMPLATES`. A key of :data:`TEMPLATES`
+        gives that set. Any other string is one template; a sequence is a
+        list of templates.
+
+    Returns
+    -------
+    templates : tuple of str
+        Each element contains exactly one ``{}``.
+
+    Raises
+    ------
+    ValueError
+        If the sequence is empty or a template lacks the ``{}`` placeholder
+        or has more than one.
+    """
+    if templates is None:
+        return DEFAULT_TEMPLATES
+    if isinstance(templates, str):
+        if templates in TEMPLATES:
+            return TEMPLATES[templates]
+        templates = (templates,)
+    templates = tuple(templates)
+    if not templates:
+        raise ValueError("templates is empty; give at least one template with '{}'.")
+    for position, template in enumerate(templates):
+        if not isinstance(template, str) or template.count("{}") != 1:
+            raise ValueError(
+                f"template {position} ({template!r}) must be a string with exactly "
+                "one '{}' placeholder for the class name, e.g. 'a photo of a {}.'; "
+                f"named sets: {sorted(TEMPLATES)}."
+            )
+    return templates
+
+
+def class_name_list(classes, class_names):
+    """Return one readable name for every class, in ``classes`` order.
+
+    Parameters
+    ----------
+    classes : ndarray of shape (n_classes,)
+        The fitted class labels.
+    class_names : None or mapping
+        ``None`` names each class ``str(label)`` with underscores turned into
+        spaces. A mapping gives the name of each label and must cover every
+        class.
+
+    Returns
+    -------
+    names : list of str
+    """
+    if class_names is None:
+        return [str(label).replace("_", " ") for label in classes]
+    if not isinstance(class_names, Mapping):
+        raise TypeError(
+            "class_names must be a dict mapping each class label to its name, "
+            f"got {type(class_names).__name__}."
+        )
+    missing = [label for label in classes if label not in class_names]
+    if missing:
+        raise ValueError(
+            f"class_names has no name for class(es) {missing[:10]!r}; it must "
+            f"map every label in classes_ ({len(classes)} classes) to a name."
+        )
+    return [str(class_names[label]) for label in classes]
+
+
+def make_prompts(names, templates):
+    """Fill every template with every name.
+
+    Returns
+    -------
+    prompts : list of str
+        Of length ``len(names) * len(templates)``, grouped by class: the
+        prompts of class 0 first, in template order.
+    """
+    return [template.replace("{}", name) for name in names for template in templates]

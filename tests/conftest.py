@@ -1,0 +1,89 @@
+"""Shared fixtures: a tiny open_clip model with random weights, saved the way
+a user would save real ones, and real images written to disk."""
+
+import json
+import os
+
+# Nothing in the tests may wait on the network: open_clip then fails at once
+# instead of retrying a model hub for a minute.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from sklearn.datasets import load_digits
+
+# Timing noise and thread contention on a 2-core machine make small matmuls
+# stall; one thread keeps the suite fast and deterministic.
+torch.set_num_threads(1)
+
+TINY_CONFIG = {
+    "embed_dim": 32,
+    "vision_cfg": {
+        "image_size": 32,
+        "layers": 2,
+        "width": 64,
+        "head_width": 32,
+        "patch_size": 8,
+    },
+    "text_cfg": {
+        "context_length": 16,
+        "vocab_size": 49408,
+        "width": 32,
+        "heads": 2,
+        "layers": 2,
+    },
+}
+
+
+def save_tiny_model(folder, seed=0, file_name="open_clip_pytorch_model.bin"):
+    """Write a seeded random tiny CLIP as an open_clip ``local-dir:`` folder."""
+    import open_clip
+
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**TINY_CONFIG)
+    folder.mkdir(parents=True, exist_ok=True)
+    config = {"model_cfg": TINY_CONFIG, "preprocess_cfg": {}}
+    (folder / "open_clip_config.json").write_text(json.dumps(config))
+    torch.save(model.state_dict(), folder / file_name)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory):
+    """Folder of a tiny CLIP model: config plus checkpoint."""
+    return save_tiny_model(tmp_path_factory.mktemp("tiny_clip"))
+
+
+@pytest.fixture(scope="session")
+def tiny_model_name(tiny_model_dir):
+    """``model_name`` that loads the tiny model through open_clip."""
+    return f"local-dir:{tiny_model_dir}"
+
+
+@pytest.fixture(scope="session")
+def digits():
+    """scikit-learn's handwritten digits as uint8 arrays, with labels."""
+    data = load_digits()
+    images = (data.images * (255 / 16)).round().astype(np.uint8)
+    return images, data.target
+
+
+@pytest.fixture(scope="session")
+def digit_files(tmp_path_factory, digits):
+    """The first 300 digits written as PNG and JPEG files, with labels.
+
+    Each image is upscaled to 32x32 so that crops and resizing have pixels
+    to work with.
+    """
+    images, labels = digits
+    folder = tmp_path_factory.mktemp("digits")
+    paths = []
+    for index, pixels in enumerate(images[:300]):
+        image = Image.fromarray(pixels, mode="L").resize((32, 32), Image.NEAREST)
+        suffix = "png" if index % 2 else "jpg"
+        path = folder / f"digit_{index:04d}_{labels[index]}.{suffix}"
+        image.save(path)
+        paths.append(str(path))
+    return paths, labels[:300]
