@@ -73,6 +73,10 @@ def content_key(data):
     elif isinstance(data, Image.Image):
         digest.update(f"pil:{data.mode}:{data.size}:".encode())
         digest.update(data.tobytes())
+        # A palette image's pixels are indices: its palette and transparent
+        # index decide the picture too.
+        extra = (data.getpalette(), data.info.get("transparency"))
+        digest.update(repr(extra).encode())
     else:
         array = np.ascontiguousarray(data)
         digest.update(f"array:{array.dtype.str}:{array.shape}:".encode())
@@ -105,12 +109,16 @@ def decode_rgb(data, index, item):
         image = _array_to_image(data, index, item)
 
     try:
-        image = _to_upright_first_frame(image)
-        return _to_rgb(image)
+        image = _to_rgb(_to_upright_first_frame(image))
     except ImageLoadError:
         raise
     except (OSError, ValueError, SyntaxError) as exc:
         raise _error(index, item, f"cannot be decoded ({exc})") from exc
+    if image.width == 0 or image.height == 0:
+        # Resizing and cropping divide by the size; refuse here so that the
+        # caller learns which item it was.
+        raise _error(index, item, f"has no pixels (size {image.size})")
+    return image
 
 
 def load_rgb(item, index=0):
@@ -143,7 +151,9 @@ def _open_file(data, index, item):
 
 
 def _array_to_image(array, index, item):
-    if array.dtype not in (np.uint8, np.uint16):
+    # Compare kind and size rather than the dtype itself, which would refuse
+    # big-endian uint16 (as read from FITS or some TIFF readers).
+    if array.dtype.kind != "u" or array.dtype.itemsize not in (1, 2):
         raise _error(
             index,
             item,
@@ -153,11 +163,11 @@ def _array_to_image(array, index, item):
     if array.ndim == 3 and array.shape[2] == 1:
         array = array[:, :, 0]
     if array.ndim == 2:
-        if array.dtype == np.uint16:
+        if array.dtype.itemsize == 2:
             array = _sixteen_to_eight_bits(array)
         return Image.fromarray(np.ascontiguousarray(array), mode="L")
     if array.ndim == 3 and array.shape[2] in (3, 4):
-        if array.dtype == np.uint16:
+        if array.dtype.itemsize == 2:
             array = _sixteen_to_eight_bits(array)
         mode = "RGB" if array.shape[2] == 3 else "RGBA"
         return Image.fromarray(np.ascontiguousarray(array), mode=mode)
