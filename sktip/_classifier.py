@@ -256,14 +256,20 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         self : TipAdapterClassifier
             The fitted classifier.
         """
-        # Everything is computed into locals and published at the end; the
-        # snapshot also undoes what validate_data sets on the way, so that a
-        # failed or interrupted fit leaves a previous fit exactly as it was.
+        return self._fit_atomically(self._fit, X, y)
+
+    def _fit_atomically(self, fit_function, *args, **kwargs):
+        """Run ``fit_function``, which returns the fitted attributes as a dict,
+        and publish them only if it succeeds.
+
+        The snapshot also undoes what ``validate_data`` sets on the way, so a
+        failed or interrupted fit leaves a previous fit exactly as it was.
+        """
         snapshot = self.__dict__.copy()
         try:
             for name in [name for name in vars(self) if _is_fitted_name(name)]:
                 delattr(self, name)
-            fitted = self._fit(X, y)
+            fitted = fit_function(*args, **kwargs)
         except BaseException:
             self.__dict__.clear()
             self.__dict__.update(snapshot)
@@ -274,16 +280,21 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
     def _fit(self, X, y):
         rng = check_random_state(self.random_state)
         support = self._encode_support_set(X, y, rng)
+        return self._fitted_attributes(support, rng)
+
+    def _fitted_attributes(self, support, rng):
+        """The fitted attributes for an encoded training set, as a dict."""
+        values = _cache.one_hot(
+            support.class_indices, len(support.classes), support.keys.dtype
+        )
         fitted = {
             "classes_": support.classes,
             "cache_keys_": support.keys,
-            "cache_values_": _cache.one_hot(
-                support.class_indices, len(support.classes), support.keys.dtype
-            ),
+            "cache_values_": values,
             "text_features_": support.text,
         }
         if self.finetune:
-            fitted.update(self._finetune(support, fitted["cache_values_"], rng))
+            fitted.update(self._finetune(support, values, rng))
         return fitted
 
     def _encode_support_set(self, X, y, rng):
@@ -324,7 +335,8 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
     def _finetune(self, support, values, rng):
         """Fine-tune a copy of the keys; returns the fitted attributes."""
         seed = rng.randint(np.iinfo(np.int32).max)
-        train = np.arange(len(support.keys))
+        # A slice, not an index array: indexing would copy every feature.
+        train = slice(None)
         validation = None
         if self.early_stopping:
             train, held_out = _stratified_split(
@@ -432,9 +444,14 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
             keys, values = self.finetuned_keys_, self.finetuned_values_
         else:
             keys, values = self.cache_keys_, self.cache_values_
+        alpha, beta = self._inference_pair()
         return _cache.tip_logits(
-            queries, keys, values, self.text_features_, self.alpha, self.beta
+            queries, keys, values, self.text_features_, alpha, beta
         )
+
+    def _inference_pair(self):
+        """The (alpha, beta) used for prediction."""
+        return self.alpha, self.beta
 
     def _encode_views(self, X, rng):
         """Raw features of shape (n_samples, n_views, d); one plain view when
@@ -501,6 +518,14 @@ class _Support(NamedTuple):
     keys: np.ndarray
     views: np.ndarray
     text: np.ndarray | None
+
+    def subset(self, indices):
+        """The shots at ``indices``, with all classes kept."""
+        return self._replace(
+            class_indices=self.class_indices[indices],
+            keys=self.keys[indices],
+            views=self.views[indices],
+        )
 
 
 def _stratified_split(class_indices, validation_fraction, rng):
