@@ -9,6 +9,7 @@ cross-validation on the shots.
 
 from sktip._classifier import TipAdapterClassifier
 from sktip._classifier_cv import TipAdapterClassifierCV
+from sktip._embedding_store import clear_embedding_cache
 from sktip._featurizer import CLIPFeaturizer
 from sktip._models import clear_model_cache
 from sktip._search import REFERENCE_SEARCH_SCALES, reference_grid
@@ -20,6 +21,7 @@ __all__ = [
     "REFERENCE_SEARCH_SCALES",
     "TipAdapterClassifier",
     "TipAdapterClassifierCV",
+    "clear_embedding_cache",
     "clear_model_cache",
     "reference_grid",
     "__version__",

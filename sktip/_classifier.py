@@ -314,7 +314,7 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError(
                 "TipAdapterClassifier needs samples of at least two classes; "
-                f"y holds only the class {classes[0]!r}."
+                f"y holds one class only: {classes[0]!r}."
                 if len(classes)
                 else "y is empty; fit needs at least one sample per class."
             )
@@ -392,7 +392,7 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
             difference ``logit[1] - logit[0]``, positive for ``classes_[1]``.
         """
         logits = self._logits(X)
-        if len(self.classes_) == 2:
+        if logits.shape[1] == 2:
             return logits[:, 1] - logits[:, 0]
         return logits
 
@@ -421,7 +421,8 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         -------
         y_pred : ndarray of shape (n_samples,)
         """
-        return self.classes_[np.argmax(self._logits(X), axis=1)]
+        logits = self._logits(X)
+        return self.classes_[np.argmax(logits, axis=1)]
 
     def _query_features(self, X):
         check_is_fitted(self)

@@ -23,34 +23,39 @@ _TEXT_BATCH_SIZE = 256
 
 
 class _ImageDataset(Dataset):
-    """Items are ``(index, tensor or None, error or None)``.
+    """Items are ``(position, tensor or None, error or None)``.
 
-    With ``n_views=None`` the tensor is the model's evaluation preprocessing
-    of the image, shape (3, H, W); otherwise it is (n_views, 3, H, W)
-    augmented views.
+    ``positions`` lists the indices of ``images`` to encode; errors name an
+    image by its index in ``images``. With ``n_views=None`` the tensor is the
+    model's evaluation preprocessing of the image, shape (3, H, W);
+    otherwise it is (n_views, 3, H, W) augmented views.
     """
 
-    def __init__(self, images, preprocess, augmenter=None, n_views=None, seed=0):
+    def __init__(
+        self, images, positions, preprocess, augmenter=None, n_views=None, seed=0
+    ):
         self.images = images
+        self.positions = positions
         self.preprocess = preprocess
         self.augmenter = augmenter
         self.n_views = n_views
         self.seed = seed
 
     def __len__(self):
-        return len(self.images)
+        return len(self.positions)
 
     def __getitem__(self, index):
-        item = self.images[index]
+        position = self.positions[index]
+        item = self.images[position]
         try:
-            data = read_item(item, index)
-            image = decode_rgb(data, index, item)
+            data = read_item(item, position)
+            image = decode_rgb(data, position, item)
             if self.n_views is None:
-                return index, self.preprocess(image), None
+                return position, self.preprocess(image), None
             rng = view_generator(self.seed, content_key(data))
-            return index, self.augmenter(image, self.n_views, rng), None
+            return position, self.augmenter(image, self.n_views, rng), None
         except ImageLoadError as exc:
-            return index, None, exc
+            return position, None, exc
 
 
 def _collate(batch):
@@ -77,6 +82,8 @@ def encode_images(
     seed=0,
     normalize=True,
     verbose=0,
+    store=None,
+    identity=None,
 ):
     """Encode images with a loaded model.
 
@@ -99,40 +106,67 @@ def encode_images(
         Scale every feature vector to unit L2 norm.
     verbose : int, default=0
         Show a progress bar when positive.
+    store : MemoryStore, DiskStore or None, default=None
+        Where computed features are looked up before encoding, and saved
+        batch by batch as soon as they are computed, so that a failure
+        later in the call loses nothing.
+    identity : str or None, default=None
+        Identity of the model, part of every store address.
 
     Returns
     -------
     features : ndarray of shape (n_images, d) or (n_images, n_views, d)
         float32.
     """
+    shape = (len(images),) if n_views is None else (len(images), n_views)
+    features = np.empty((*shape, loaded.embed_dim), dtype=np.float32)
+    kind = "eval" if n_views is None else f"views-{seed}-{n_views}"
+
+    addresses = None
+    missing = list(range(len(images)))
+    if store is not None:
+        addresses = [
+            (identity, kind, content_key(read_item(item, index)))
+            for index, item in enumerate(images)
+        ]
+        missing = []
+        for index, address in enumerate(addresses):
+            cached = store.get(address)
+            if cached is None or cached.shape != features.shape[1:]:
+                missing.append(index)
+            else:
+                features[index] = cached
+
     augmenter = None
     images_per_batch = batch_size
     if n_views is not None:
         cfg = loaded.preprocess_cfg
         augmenter = ViewAugmenter(cfg["size"], cfg["mean"], cfg["std"])
         images_per_batch = max(1, batch_size // n_views)
-
-    dataset = _ImageDataset(images, loaded.preprocess, augmenter, n_views, seed)
+    dataset = _ImageDataset(
+        images, missing, loaded.preprocess, augmenter, n_views, seed
+    )
     loader = DataLoader(
         dataset,
         batch_size=images_per_batch,
         shuffle=False,
-        num_workers=num_workers,
+        num_workers=num_workers if missing else 0,
         collate_fn=_collate,
         pin_memory=loaded.spec.device.startswith("cuda"),
     )
-    shape = (len(images),) if n_views is None else (len(images), n_views)
-    features = np.empty((*shape, loaded.embed_dim), dtype=np.float32)
 
     with tqdm(
-        total=len(images), disable=verbose <= 0, unit="img", desc="encoding"
+        total=len(missing), disable=verbose <= 0, unit="img", desc="encoding"
     ) as progress:
-        for indices, pixels, error in loader:
+        for positions, pixels, error in loader:
             if error is not None:
                 raise error
             batch = _forward_images(loaded, pixels, n_views)
-            features[indices[0] : indices[-1] + 1] = batch
-            progress.update(len(indices))
+            features[positions] = batch
+            if store is not None:
+                for position, row in zip(positions, batch, strict=True):
+                    store.put(addresses[position], row)
+            progress.update(len(positions))
 
     return l2_normalize(features) if normalize else features
 
@@ -144,6 +178,7 @@ def _forward_images(loaded, pixels, n_views):
     with torch.inference_mode(), _autocast(loaded):
         output = loaded.model.encode_image(pixels)
     loaded.forward_calls += 1
+    loaded.pictures_encoded += len(pixels)
     output = output.float().cpu().numpy()
     if n_views is not None:
         output = output.reshape(-1, n_views, output.shape[-1])

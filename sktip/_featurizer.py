@@ -31,9 +31,10 @@ from sklearn.base import (
     TransformerMixin,
 )
 from sklearn.utils import check_random_state
-from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._param_validation import HasMethods, Interval, StrOptions
 
 from sktip import _models
+from sktip._embedding_store import DiskStore, memory_store
 from sktip._encoding import encode_images, encode_texts
 
 _PRECISIONS = {"auto", "fp32", "amp", "amp_bf16", "fp16", "bf16"}
@@ -78,6 +79,17 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         machine; use a few workers with a GPU.
     cache_dir : str or None, default=None
         Where open_clip stores downloaded weights; its default when ``None``.
+    embedding_cache : "memory", str, path-like, joblib.Memory or None, \
+            default="memory"
+        Where computed embeddings are kept so that no image is encoded twice
+        by the same model: ``"memory"`` keeps them in this process (up to
+        1 GiB, shared by all featurizers and their clones, which is what
+        lets ``GridSearchCV`` encode each image once); a folder path, or a
+        ``joblib.Memory`` whose location is used, keeps them on disk across
+        processes and sessions; ``None`` keeps nothing. Entries are
+        addressed by the model's identity and the image's content, so an
+        edited file is encoded again. Augmented views are reused only for an
+        integer ``random_state``.
     verbose : int, default=0
         Show a progress bar over images when positive.
 
@@ -112,6 +124,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         "precision": [StrOptions(_PRECISIONS)],
         "num_workers": [Interval(numbers.Integral, 0, None, closed="left")],
         "cache_dir": [str, os.PathLike, None],
+        "embedding_cache": [str, os.PathLike, HasMethods(["cache"]), None],
         "verbose": ["verbose"],
     }
 
@@ -125,6 +138,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         precision="auto",
         num_workers=0,
         cache_dir=None,
+        embedding_cache="memory",
         verbose=0,
     ):
         self.model_name = model_name
@@ -134,6 +148,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         self.precision = precision
         self.num_workers = num_workers
         self.cache_dir = cache_dir
+        self.embedding_cache = embedding_cache
         self.verbose = verbose
 
     def fit(self, X=None, y=None):
@@ -173,14 +188,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         sktip.exceptions.PretrainedWeightsError
             If the model's weights cannot be loaded.
         """
-        images = self._check_images(X)
-        return encode_images(
-            self._loaded(),
-            images,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            verbose=self.verbose,
-        )
+        return self._encode(self._check_images(X))
 
     def encode_views(self, X, n_views=10, random_state=None):
         """Encode randomly augmented views of every image, unnormalised.
@@ -213,16 +221,7 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         if not isinstance(n_views, numbers.Integral) or n_views < 1:
             raise ValueError(f"n_views must be a positive integer, got {n_views!r}.")
         seed = check_random_state(random_state).randint(np.iinfo(np.int32).max)
-        return encode_images(
-            self._loaded(),
-            images,
-            batch_size=self.batch_size,
-            num_workers=self.num_workers,
-            n_views=int(n_views),
-            seed=seed,
-            normalize=False,
-            verbose=self.verbose,
-        )
+        return self._encode(images, n_views=int(n_views), seed=seed, normalize=False)
 
     def encode_text(self, texts):
         """Encode prompts into L2-normalised embeddings.
@@ -269,26 +268,44 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         tags.transformer_tags.preserves_dtype = []
         return tags
 
-    def _spec(self):
+    def _loaded(self):
         pretrained = self.pretrained
         if isinstance(pretrained, os.PathLike):
             pretrained = os.fspath(pretrained)
-        return _models.ModelSpec(
+        device = _models.resolve_device(self.device)
+        precision = self.precision
+        if precision == "auto":
+            precision = "amp" if device.startswith("cuda") else "fp32"
+        spec = _models.ModelSpec(
             model_name=self.model_name,
             pretrained=pretrained,
-            precision=self.precision,
-            device=_models.resolve_device(self.device),
+            precision=precision,
+            device=device,
             cache_dir=None if self.cache_dir is None else os.fspath(self.cache_dir),
+            weights_stamp=_models.weights_stamp(self.model_name, pretrained),
         )
-
-    def _loaded(self):
-        spec = self._spec()
-        if spec.precision == "auto":
-            precision = "amp" if spec.device.startswith("cuda") else "fp32"
-            spec = _models.ModelSpec(
-                spec.model_name, spec.pretrained, precision, spec.device, spec.cache_dir
-            )
         return _models.get_model(spec)
+
+    def _store(self):
+        cache = self.embedding_cache
+        if cache is None:
+            return None
+        if isinstance(cache, str) and cache == "memory":
+            return memory_store()
+        return DiskStore(getattr(cache, "location", cache))
+
+    def _encode(self, images, **options):
+        loaded = self._loaded()
+        return encode_images(
+            loaded,
+            images,
+            batch_size=self.batch_size,
+            num_workers=self.num_workers,
+            verbose=self.verbose,
+            store=self._store(),
+            identity=loaded.identity,
+            **options,
+        )
 
     def _check_images(self, X):
         self._validate_params()

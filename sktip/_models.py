@@ -6,6 +6,7 @@ registry, so that clones made by ``GridSearchCV`` or ``cross_val_score``
 share one copy of the weights and pickles stay free of them.
 """
 
+import hashlib
 import json
 import logging
 import os
@@ -37,6 +38,9 @@ class ModelSpec:
     precision: str
     device: str
     cache_dir: str | None = None
+    # Size and modification time of local weight files: a checkpoint edited
+    # in place is a different model, loaded anew and cached apart.
+    weights_stamp: tuple = ()
 
 
 @dataclass
@@ -51,7 +55,10 @@ class LoadedModel:
     input_dtype: object
     autocast_dtype: object
     embed_dim: int
+    identity: str
+    # Counters of the work done, for diagnostics and tests.
     forward_calls: int = 0
+    pictures_encoded: int = 0
 
 
 def resolve_device(device):
@@ -84,6 +91,23 @@ def clear_model_cache():
     """
     with _registry_lock:
         _registry.clear()
+
+
+def weights_stamp(model_name, pretrained):
+    """Size and modification time of the local files holding the weights."""
+    if model_name.startswith(LOCAL_DIR_PREFIX):
+        folder = Path(model_name[len(LOCAL_DIR_PREFIX) :])
+        paths = sorted(folder.iterdir()) if folder.is_dir() else []
+    elif pretrained and os.path.isfile(pretrained):
+        paths = [Path(pretrained)]
+    else:
+        return ()
+    stamp = []
+    for path in paths:
+        if path.is_file():
+            status = path.stat()
+            stamp.append((str(path.resolve()), status.st_size, status.st_mtime_ns))
+    return tuple(stamp)
 
 
 def configured_embed_dim(model_name):
@@ -148,6 +172,9 @@ def _load(spec):
     input_dtype = next(model.visual.parameters()).dtype
     embed_dim = _embed_dim(model)
     preprocess_cfg = dict(getattr(model.visual, "preprocess_cfg", {}))
+    identity = hashlib.blake2b(
+        repr((spec, sorted(preprocess_cfg.items()))).encode(), digest_size=16
+    ).hexdigest()
     logger.info(
         "loaded %r on %s, embed_dim=%d", spec.model_name, spec.device, embed_dim
     )
@@ -160,6 +187,7 @@ def _load(spec):
         input_dtype=input_dtype,
         autocast_dtype=autocast_dtype,
         embed_dim=embed_dim,
+        identity=identity,
     )
 
 

@@ -1,6 +1,7 @@
 """Exceptions and warnings raised by sktip."""
 
 __all__ = [
+    "EmbeddingCacheWarning",
     "ImageLoadError",
     "PretrainedWeightsError",
     "RandomWeightsWarning",
@@ -51,3 +52,7 @@ class SktipWarning(UserWarning):
 class RandomWeightsWarning(SktipWarning):
     """A CLIP model runs with random weights, as asked for by
     ``pretrained=None``; its features carry no semantic meaning."""
+
+
+class EmbeddingCacheWarning(SktipWarning):
+    """An on-disk embedding cache entry failed its check and is recomputed."""
