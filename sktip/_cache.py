@@ -99,6 +99,7 @@ def cache_logits(queries, keys, values, beta):
     -------
     logits : ndarray of shape (n_queries, n_classes)
     """
+    beta = float(beta)  # a NumPy float64 would promote float32 features
     affinity = queries @ keys.T
     return np.exp(-(beta - beta * affinity)) @ values
 
@@ -122,6 +123,7 @@ def tip_logits(queries, keys, values, text_weights, alpha, beta):
     -------
     logits : ndarray of shape (n_queries, n_classes)
     """
+    alpha = float(alpha)
     dtype = np.result_type(queries, keys)
     logits = np.empty((len(queries), values.shape[1]), dtype=dtype)
     values = values.astype(dtype, copy=False)

@@ -93,7 +93,12 @@ def grid_scores(
     scores : ndarray of shape (n_betas, n_alphas)
     """
     scores = np.empty((len(betas), len(alphas)))
+    values = values.astype(affinity.dtype, copy=False)
     for b, beta in enumerate(betas):
+        # A Python float keeps float32 affinities in float32; a NumPy float64
+        # would promote them, and the mixed-type product below would leave
+        # BLAS for a loop many times slower.
+        beta = float(beta)
         votes = np.exp(-(beta - beta * affinity))
         if exclude_self:
             np.fill_diagonal(votes, 0)
@@ -110,6 +115,7 @@ def clip_logits(queries, text_weights):
 
 
 def _score_alphas(cache, clip, y_indices, alphas, scoring):
+    alphas = alphas.astype(cache.dtype)
     if scoring == "accuracy":
         # Several alphas at once, (n_chunk, n_queries, n_classes), in chunks of
         # at most 2**25 numbers (256 MiB in float64).
@@ -125,7 +131,7 @@ def _score_alphas(cache, clip, y_indices, alphas, scoring):
 
     scores = np.empty(len(alphas))
     for a, alpha in enumerate(alphas):
-        logits = _logits(clip, cache, alpha)
+        logits = _logits(clip, cache, float(alpha))
         if scoring == "balanced_accuracy":
             scores[a] = balanced_accuracy_score(y_indices, np.argmax(logits, axis=1))
         else:

@@ -87,3 +87,39 @@ def digit_files(tmp_path_factory, digits):
         image.save(path)
         paths.append(str(path))
     return paths, labels[:300]
+
+
+@pytest.fixture
+def tiny_featurizer(tiny_model_name):
+    """A ``CLIPFeaturizer`` on the tiny model; its weights load once per process."""
+    from sktip import CLIPFeaturizer
+
+    return CLIPFeaturizer(tiny_model_name, batch_size=64)
+
+
+def _few_shot_split(labels, shots, seed=0):
+    """Indices of ``shots`` random samples per class, and of all the others."""
+    rng = np.random.default_rng(seed)
+    train = np.concatenate(
+        [
+            rng.choice(np.flatnonzero(labels == label), shots, replace=False)
+            for label in np.unique(labels)
+        ]
+    )
+    test = np.setdiff1d(np.arange(len(labels)), train)
+    return train, test
+
+
+@pytest.fixture(scope="session")
+def few_shot_split():
+    """``few_shot_split(labels, shots, seed=0) -> (train_indices, test_indices)``."""
+    return _few_shot_split
+
+
+@pytest.fixture(scope="session")
+def digit_shots(digit_files):
+    """A 4-shot split of ``digit_files``: train paths and labels, then test."""
+    paths, labels = digit_files
+    paths = np.array(paths)
+    train, test = _few_shot_split(labels, shots=4)
+    return paths[train], labels[train], paths[test], labels[test]
