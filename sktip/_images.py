@@ -180,8 +180,12 @@ def _array_to_image(array, index, item):
 
 def _to_upright_first_frame(image):
     if getattr(image, "n_frames", 1) > 1:
+        # Put the caller's image back on the frame it showed.
+        shown = image.tell()
         image.seek(0)
-        image = image.copy()
+        first = image.copy()
+        image.seek(shown)
+        image = first
     return ImageOps.exif_transpose(image)
 
 
