@@ -12,6 +12,7 @@ from sktip._classifier_cv import TipAdapterClassifierCV
 from sktip._embedding_store import clear_embedding_cache
 from sktip._featurizer import CLIPFeaturizer
 from sktip._models import clear_model_cache
+from sktip._persistence import load, save
 from sktip._search import REFERENCE_SEARCH_SCALES, reference_grid
 
 __version__ = "0.1.0.dev0"
@@ -23,6 +24,8 @@ __all__ = [
     "TipAdapterClassifierCV",
     "clear_embedding_cache",
     "clear_model_cache",
+    "load",
     "reference_grid",
+    "save",
     "__version__",
 ]
