@@ -6,11 +6,14 @@ registry, so that clones made by ``GridSearchCV`` or ``cross_val_score``
 share one copy of the weights and pickles stay free of them.
 """
 
+import contextlib
 import hashlib
 import json
 import logging
 import os
+import sys
 import threading
+import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -88,6 +91,15 @@ def clear_model_cache():
     """Forget every model loaded in this process, freeing its memory.
 
     The next use of a featurizer loads its model again.
+
+    See Also
+    --------
+    clear_embedding_cache : Forget the embeddings kept in memory.
+
+    Examples
+    --------
+    >>> import sktip
+    >>> sktip.clear_model_cache()
     """
     with _registry_lock:
         _registry.clear()
@@ -137,28 +149,27 @@ def _load(spec):
     has_schema = spec.model_name.startswith((LOCAL_DIR_PREFIX, HF_HUB_PREFIX))
     random_weights = spec.pretrained is None
     if random_weights:
-        import warnings
-
         warnings.warn(
             f"CLIPFeaturizer(model_name={spec.model_name!r}, pretrained=None) "
             "runs with random weights: its features carry no meaning, and a "
             "classifier built on them predicts close to chance.",
             RandomWeightsWarning,
-            stacklevel=4,
+            stacklevel=_caller_stacklevel(),
         )
     precision = spec.precision if spec.precision in ("fp16", "bf16") else "fp32"
 
     logger.info("loading open_clip model %r (pretrained=%r)", *_describe(spec))
     try:
-        model, _, preprocess = open_clip.create_model_and_transforms(
-            spec.model_name,
-            pretrained=None if has_schema else spec.pretrained,
-            load_weights=not random_weights,
-            require_pretrained=not random_weights,
-            precision=precision,
-            device=spec.device,
-            cache_dir=spec.cache_dir,
-        )
+        with _no_implicit_root_handler():
+            model, _, preprocess = open_clip.create_model_and_transforms(
+                spec.model_name,
+                pretrained=None if has_schema else spec.pretrained,
+                load_weights=not random_weights,
+                require_pretrained=not random_weights,
+                precision=precision,
+                device=spec.device,
+                cache_dir=spec.cache_dir,
+            )
     except Exception as exc:
         raise PretrainedWeightsError(_weights_error_message(spec, exc)) from exc
     model.eval()
@@ -172,9 +183,17 @@ def _load(spec):
     input_dtype = next(model.visual.parameters()).dtype
     embed_dim = _embed_dim(model)
     preprocess_cfg = dict(getattr(model.visual, "preprocess_cfg", {}))
-    identity = hashlib.blake2b(
+    digest = hashlib.blake2b(
         repr((spec, sorted(preprocess_cfg.items()))).encode(), digest_size=16
-    ).hexdigest()
+    )
+    if random_weights:
+        # Random weights differ from one load to the next (they follow torch's
+        # seed), so only their values can identify them.
+        for tensor in model.state_dict().values():
+            digest.update(
+                tensor.detach().cpu().contiguous().view(-1).numpy().view("u1")
+            )
+    identity = digest.hexdigest()
     logger.info(
         "loaded %r on %s, embed_dim=%d", spec.model_name, spec.device, embed_dim
     )
@@ -189,6 +208,43 @@ def _load(spec):
         embed_dim=embed_dim,
         identity=identity,
     )
+
+
+def _caller_stacklevel():
+    """Stack level of the first frame outside sktip and scikit-learn, for
+    warnings that should point at the user's line whatever route (a
+    ``set_output`` wrapper, a Pipeline) led to them."""
+    import sklearn
+
+    packages = tuple(
+        os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+        for module in (sys.modules[__package__], sklearn)
+    )
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        packages
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+@contextlib.contextmanager
+def _no_implicit_root_handler():
+    """Keep open_clip's root-logger calls from configuring logging.
+
+    ``logging.error(...)`` on an unconfigured root logger installs a stderr
+    handler for the rest of the process. A temporary null handler prevents
+    that; loggers the user configured still receive the records.
+    """
+    root = logging.getLogger()
+    guard = logging.NullHandler() if not root.handlers else None
+    if guard is not None:
+        root.addHandler(guard)
+    try:
+        yield
+    finally:
+        if guard is not None:
+            root.removeHandler(guard)
 
 
 def _embed_dim(model):

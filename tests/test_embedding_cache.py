@@ -147,3 +147,26 @@ def test_changed_checkpoint_is_a_different_model(tmp_path, digit_files):
     second = featurizer.transform(digit_files[0][:2])
 
     assert not np.allclose(first, second)
+
+
+def test_random_weights_are_never_served_from_another_draw(
+    tiny_model_name, digit_files
+):
+    import torch
+
+    from sktip import clear_model_cache
+    from sktip.exceptions import RandomWeightsWarning
+
+    clear_embedding_cache()
+    featurizer = CLIPFeaturizer(tiny_model_name, pretrained=None, device="cpu")
+    features = []
+    for seed in (0, 1):
+        clear_model_cache()
+        torch.manual_seed(seed)
+        with pytest.warns(RandomWeightsWarning) as caught:
+            features.append(featurizer.transform(digit_files[0][:2]))
+        # The warning points at the user's line, not into sktip.
+        assert caught[0].filename == __file__
+
+    assert not np.allclose(features[0], features[1])
+    clear_model_cache()
