@@ -15,6 +15,7 @@ from sktip._models import clear_model_cache
 from sktip._persistence import load, save
 from sktip._search import REFERENCE_SEARCH_SCALES, reference_grid
 
+#: The version of sktip, as a string.
 __version__ = "0.1.0.dev0"
 
 __all__ = [

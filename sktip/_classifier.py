@@ -241,8 +241,9 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y):
-        """Build the cache and the zero-shot classifier, and fine-tune the keys
-        when ``finetune=True``.
+        """Build the cache and the zero-shot classifier.
+
+        With ``finetune=True``, the cache keys are then fine-tuned.
 
         Parameters
         ----------
@@ -384,6 +385,7 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of images or array-like of shape (n_samples, n_features)
+            Images when a featurizer is set, embeddings otherwise.
 
         Returns
         -------
@@ -402,6 +404,7 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of images or array-like of shape (n_samples, n_features)
+            Images when a featurizer is set, embeddings otherwise.
 
         Returns
         -------
@@ -416,10 +419,12 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         Parameters
         ----------
         X : sequence of images or array-like of shape (n_samples, n_features)
+            Images when a featurizer is set, embeddings otherwise.
 
         Returns
         -------
         y_pred : ndarray of shape (n_samples,)
+            The class of highest logit, a label of ``classes_``.
         """
         logits = self._logits(X)
         return self.classes_[np.argmax(logits, axis=1)]

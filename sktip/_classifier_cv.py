@@ -17,10 +17,10 @@ _SCORINGS = ("accuracy", "balanced_accuracy", "neg_log_loss")
 
 
 class TipAdapterClassifierCV(TipAdapterClassifier):
-    """Tip-Adapter with the residual ratio and sharpness chosen by
-    cross-validation.
+    """Tip-Adapter with alpha and beta chosen by cross-validation.
 
-    Every (beta, alpha) pair of the grid is scored on held-out shots, the
+    The residual ratio ``alpha`` and the sharpness ``beta`` are searched on
+    a grid. Every (beta, alpha) pair of the grid is scored on held-out shots, the
     best pair is kept as ``alpha_`` and ``beta_``, and the classifier is
     refitted on all of ``X``. Scoring the grid costs about as much as one
     prediction per beta: the affinities between held-out shots and keys are
@@ -52,10 +52,38 @@ class TipAdapterClassifierCV(TipAdapterClassifier):
         used for prediction, which uses ``alpha_``.
     beta : float, default=5.5
         Sharpness held fixed while fine-tuning; prediction uses ``beta_``.
-    text_features, class_names, templates, augment_views, finetune, \
-            max_iter, batch_size, learning_rate_init, epsilon, weight_decay, \
-            early_stopping, validation_fraction, n_iter_no_change, tol, \
-            random_state, verbose
+    text_features : array-like of shape (n_classes, n_features), mapping or \
+            None, default=None
+        As in :class:`TipAdapterClassifier`.
+    class_names : mapping or None, default=None
+        As in :class:`TipAdapterClassifier`.
+    templates : str, sequence of str or None, default=None
+        As in :class:`TipAdapterClassifier`.
+    augment_views : int, default=10
+        As in :class:`TipAdapterClassifier`.
+    finetune : bool, default=False
+        As in :class:`TipAdapterClassifier`.
+    max_iter : int, default=20
+        As in :class:`TipAdapterClassifier`.
+    batch_size : int, default=256
+        As in :class:`TipAdapterClassifier`.
+    learning_rate_init : float, default=1e-3
+        As in :class:`TipAdapterClassifier`.
+    epsilon : float, default=1e-4
+        As in :class:`TipAdapterClassifier`.
+    weight_decay : float, default=0.01
+        As in :class:`TipAdapterClassifier`.
+    early_stopping : bool, default=False
+        As in :class:`TipAdapterClassifier`.
+    validation_fraction : float, default=0.1
+        As in :class:`TipAdapterClassifier`.
+    n_iter_no_change : int, default=10
+        As in :class:`TipAdapterClassifier`.
+    tol : float, default=1e-4
+        As in :class:`TipAdapterClassifier`.
+    random_state : int, RandomState instance or None, default=None
+        As in :class:`TipAdapterClassifier`.
+    verbose : int, default=0
         As in :class:`TipAdapterClassifier`.
 
     Attributes
@@ -190,6 +218,7 @@ class TipAdapterClassifierCV(TipAdapterClassifier):
         X : sequence of images or array-like of shape (n_samples, n_features)
             The shots: images with a featurizer, embeddings otherwise.
         y : array-like of shape (n_samples,)
+            Class labels of the shots.
         X_val : sequence of images or array-like of shape (n_val, n_features), \
                 default=None
             A separate validation set, as in the reference's protocol: the
@@ -201,6 +230,7 @@ class TipAdapterClassifierCV(TipAdapterClassifier):
         Returns
         -------
         self : TipAdapterClassifierCV
+            The fitted classifier.
         """
         return self._fit_atomically(self._fit_cv, X, y, X_val, y_val)
 

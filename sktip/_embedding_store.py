@@ -137,6 +137,15 @@ def clear_embedding_cache():
     """Forget every embedding kept in this process's memory.
 
     On-disk caches are left alone; delete their folder to clear them.
+
+    See Also
+    --------
+    clear_model_cache : Forget the models loaded in this process.
+
+    Examples
+    --------
+    >>> import sktip
+    >>> sktip.clear_embedding_cache()
     """
     _memory_store.clear()
 

@@ -156,12 +156,15 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
 
         Parameters
         ----------
-        X : ignored
-        y : ignored
+        X : None
+            Ignored.
+        y : None
+            Ignored.
 
         Returns
         -------
         self : CLIPFeaturizer
+            The featurizer itself.
         """
         self._validate_params()
         return self
@@ -229,10 +232,12 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
         Parameters
         ----------
         texts : sequence of str of length n_texts
+            The prompts, such as ``"a photo of a cat."``.
 
         Returns
         -------
         embeddings : ndarray of shape (n_texts, embed_dim), dtype float32
+            Rows have unit L2 norm.
         """
         if isinstance(texts, str):
             raise TypeError("texts must be a sequence of strings, not one string.")

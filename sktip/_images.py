@@ -26,7 +26,9 @@ _BACKGROUND = (255, 255, 255)
 def describe_source(item):
     """Return a short, printable description of an image item."""
     if isinstance(item, str | os.PathLike):
-        return os.fspath(item)
+        # str() turns NumPy's str subclass, whose repr is np.str_('...'),
+        # into a plain path.
+        return str(os.fspath(item))
     if isinstance(item, Image.Image):
         return f"PIL image (mode={item.mode}, size={item.size})"
     if isinstance(item, np.ndarray):

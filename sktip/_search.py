@@ -57,6 +57,11 @@ def reference_grid(scale, steps):
     Returns
     -------
     grid : ndarray of shape (steps,), dtype float64
+        The candidate values, increasing from 0.1.
+
+    See Also
+    --------
+    TipAdapterClassifierCV : Searches such grids with ``alphas`` and ``betas``.
 
     Examples
     --------

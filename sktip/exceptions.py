@@ -24,6 +24,10 @@ class ImageLoadError(ValueError):
         Position of the image in the input sequence.
     source : str or None, default=None
         Path of the file, or a short description of an in-memory image.
+
+    See Also
+    --------
+    sktip.CLIPFeaturizer.transform : Raises it for an image it cannot read.
     """
 
     def __init__(self, message, index=None, source=None):
@@ -42,17 +46,47 @@ class PretrainedWeightsError(RuntimeError):
 
     Raised instead of falling back to random weights: a classifier built on
     random weights runs but predicts little better than chance.
+
+    See Also
+    --------
+    RandomWeightsWarning : Issued when random weights are asked for.
     """
 
 
 class SktipWarning(UserWarning):
-    """Base class of the warnings issued by sktip."""
+    """Base class of the warnings issued by sktip.
+
+    Filter on it to silence, or to turn into errors, every warning of the
+    package at once.
+
+    See Also
+    --------
+    RandomWeightsWarning : A model runs with random weights.
+    EmbeddingCacheWarning : An on-disk embedding cache entry is recomputed.
+    """
 
 
 class RandomWeightsWarning(SktipWarning):
-    """A CLIP model runs with random weights, as asked for by
-    ``pretrained=None``; its features carry no semantic meaning."""
+    """A CLIP model runs with random weights.
+
+    Issued when a model is loaded with ``pretrained=None``, which asks for
+    random weights: its features carry no semantic meaning, and a classifier
+    built on them predicts close to chance.
+
+    See Also
+    --------
+    PretrainedWeightsError : Raised when pretrained weights cannot be loaded.
+    """
 
 
 class EmbeddingCacheWarning(SktipWarning):
-    """An on-disk embedding cache entry failed its check and is recomputed."""
+    """An on-disk embedding cache entry failed its check and is recomputed.
+
+    The entry was truncated, corrupted or written for another image or
+    model. It is never used: the embedding is computed again and the entry
+    rewritten.
+
+    See Also
+    --------
+    sktip.CLIPFeaturizer : Its ``embedding_cache`` parameter sets the cache.
+    """

@@ -14,8 +14,11 @@ from collections.abc import Mapping
 
 __all__ = ["DEFAULT_TEMPLATES", "TEMPLATES", "make_prompts", "resolve_templates"]
 
+#: The template used when ``templates=None``: CLIP's plain photo prompt.
 DEFAULT_TEMPLATES = ("a photo of a {}.",)
 
+#: The reference's template sets by dataset name: seven prompts for
+#: ``"imagenet"`` and one prompt for each of the other ten datasets.
 TEMPLATES = {
     "imagenet": (
         "itap of a {}.",
@@ -42,6 +45,10 @@ TEMPLATES = {
 def resolve_templates(templates):
     """Return the templates to use as a tuple of strings.
 
+    This is how the ``templates`` parameter of the classifiers is read: a
+    named set is looked up, a single template is wrapped in a tuple, and
+    every template is checked for its placeholder.
+
     Parameters
     ----------
     templates : None, str or sequence of str
@@ -59,6 +66,20 @@ def resolve_templates(templates):
     ValueError
         If the sequence is empty or a template lacks the ``{}`` placeholder
         or has more than one.
+
+    See Also
+    --------
+    make_prompts : Fill the templates with class names.
+
+    Examples
+    --------
+    >>> from sktip.templates import resolve_templates
+    >>> resolve_templates(None)
+    ('a photo of a {}.',)
+    >>> resolve_templates("dtd")
+    ('{} texture.',)
+    >>> resolve_templates("a sketch of a {}.")
+    ('a sketch of a {}.',)
     """
     if templates is None:
         return DEFAULT_TEMPLATES
@@ -114,10 +135,32 @@ def class_name_list(classes, class_names):
 def make_prompts(names, templates):
     """Fill every template with every name.
 
+    The order is the one the zero-shot classifier expects: all prompts of
+    the first class, then all prompts of the second, and so on, each class
+    in template order.
+
+    Parameters
+    ----------
+    names : sequence of str
+        One readable name per class, in class order.
+    templates : sequence of str
+        Templates, each with one ``{}`` placeholder, as returned by
+        :func:`resolve_templates`.
+
     Returns
     -------
     prompts : list of str
         Of length ``len(names) * len(templates)``, grouped by class: the
         prompts of class 0 first, in template order.
+
+    See Also
+    --------
+    resolve_templates : Turn the ``templates`` parameter into templates.
+
+    Examples
+    --------
+    >>> from sktip.templates import make_prompts
+    >>> make_prompts(["cat", "dog"], ["a photo of a {}.", "art of the {}."])
+    ['a photo of a cat.', 'art of the cat.', 'a photo of a dog.', 'art of the dog.']
     """
     return [template.replace("{}", name) for name in names for template in templates]
