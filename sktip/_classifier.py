@@ -434,7 +434,15 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         if self.featurizer is None:
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
             return _cache.l2_normalize(X)
-        return _cache.l2_normalize(np.asarray(self.featurizer.transform(X)))
+        features = _featurizer_output(self.featurizer.transform(X), "transform", 2)
+        if features.shape[1] != self.cache_keys_.shape[1]:
+            raise ValueError(
+                f"{type(self.featurizer).__name__}.transform returned "
+                f"{features.shape[1]} features per image, but the cache was built "
+                f"with {self.cache_keys_.shape[1]}; was the featurizer changed "
+                "after fit?"
+            )
+        return _cache.l2_normalize(features)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -463,7 +471,8 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         """Raw features of shape (n_samples, n_views, d); one plain view when
         ``augment_views=0``."""
         if self.augment_views == 0:
-            return np.asarray(self.featurizer.transform(X))[:, np.newaxis, :]
+            features = _featurizer_output(self.featurizer.transform(X), "transform", 2)
+            return features[:, np.newaxis, :]
         if not hasattr(self.featurizer, "encode_views"):
             raise TypeError(
                 f"{type(self.featurizer).__name__} has no encode_views method; "
@@ -473,7 +482,7 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         views = self.featurizer.encode_views(
             X, n_views=self.augment_views, random_state=seed
         )
-        return np.asarray(views)
+        return _featurizer_output(views, "encode_views", 3)
 
     def _encode_text_classifier(self, classes):
         if not hasattr(self.featurizer, "encode_text"):
@@ -481,7 +490,9 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         names = class_name_list(classes, self.class_names)
         templates = resolve_templates(self.templates)
         prompts = make_prompts(names, templates)
-        prompt_features = np.asarray(self.featurizer.encode_text(prompts))
+        prompt_features = _featurizer_output(
+            self.featurizer.encode_text(prompts), "encode_text", 2
+        )
         return _cache.text_classifier(prompt_features, len(classes))
 
     def _text_features_from_parameter(self, classes, n_features):
@@ -550,6 +561,24 @@ def _stratified_split(class_indices, validation_fraction, rng):
             f"{validation_fraction} of the shots, which needs at least two shots "
             f"per class and one held-out shot per class: {exc}"
         ) from None
+
+
+def _featurizer_output(features, method, ndim):
+    """Check what a featurizer returned: a finite float array of ``ndim``."""
+    features = np.asarray(features)
+    if features.ndim != ndim or not np.issubdtype(features.dtype, np.floating):
+        raise ValueError(
+            f"featurizer.{method} must return a float array with {ndim} "
+            f"dimensions; got dtype {features.dtype} and shape {features.shape}."
+        )
+    finite = np.isfinite(features).reshape(len(features), -1).all(axis=1)
+    if not finite.all():
+        bad = np.flatnonzero(~finite)
+        raise ValueError(
+            f"featurizer.{method} returned NaN or infinite values for the "
+            f"item(s) at index {bad[:10].tolist()}."
+        )
+    return features
 
 
 def _is_fitted_name(name):

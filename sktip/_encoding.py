@@ -51,11 +51,30 @@ class _ImageDataset(Dataset):
             data = read_item(item, position)
             image = decode_rgb(data, position, item)
             if self.n_views is None:
-                return position, self.preprocess(image), None
+                return position, self.preprocess(_trim_long_side(image)), None
             rng = view_generator(self.seed, content_key(data))
             return position, self.augmenter(image, self.n_views, rng), None
         except ImageLoadError as exc:
             return position, None, exc
+
+
+def _trim_long_side(image, max_ratio=4):
+    """Centre-crop an extremely elongated image to ``max_ratio`` : 1.
+
+    The evaluation preprocessing resizes the short side to the model's input
+    size and keeps only a central square, so the far ends of a 1 x 4000
+    strip never reach the model; cropping them first keeps that resize from
+    building a 224 x 896 000 intermediate image.
+    """
+    width, height = image.size
+    short, long = min(width, height), max(width, height)
+    if long <= max_ratio * short:
+        return image
+    keep = max_ratio * short
+    offset = (long - keep) // 2
+    if width > height:
+        return image.crop((offset, 0, offset + keep, height))
+    return image.crop((0, offset, width, offset + keep))
 
 
 def _collate(batch):

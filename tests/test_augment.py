@@ -52,3 +52,16 @@ def test_views_are_normalised_with_the_given_statistics():
     )
     expected = torch.tensor([1.5, 2.0, 2.0]).view(1, 3, 1, 1).expand_as(views)
     torch.testing.assert_close(views, expected)
+
+
+def test_trimming_long_images_does_not_change_the_model_input(tiny_model_name):
+    from sktip import CLIPFeaturizer
+    from sktip._encoding import _trim_long_side
+
+    preprocess = CLIPFeaturizer(tiny_model_name)._loaded().preprocess
+    rng = np.random.default_rng(0)
+    for shape in [(40, 400, 3), (400, 40, 3)]:
+        image = Image.fromarray(rng.integers(0, 255, shape, dtype=np.uint8))
+        trimmed = _trim_long_side(image)
+        assert max(trimmed.size) == 4 * min(trimmed.size)
+        torch.testing.assert_close(preprocess(trimmed), preprocess(image))

@@ -176,3 +176,30 @@ def test_interrupted_encoding_keeps_previous_fit(interruption):
         clf.fit([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0]], ["c", "d", "e"])
     assert vars(clf).keys() == before.keys()
     assert all(vars(clf)[name] is value for name, value in before.items())
+
+
+@pytest.mark.parametrize("method", ["transform", "encode_views", "encode_text"])
+def test_non_finite_featurizer_output_names_the_item(method):
+    class Featurizer:
+        def transform(self, images):
+            features = np.eye(3)[: len(images)]
+            if method == "transform":
+                features[1, 0] = np.nan
+            return features
+
+        def encode_views(self, images, n_views, random_state):
+            views = np.repeat(np.eye(3)[: len(images), None], n_views, axis=1)
+            if method == "encode_views":
+                views[1, 0, 0] = np.inf
+            return views
+
+        def encode_text(self, prompts):
+            features = np.eye(3)[: len(prompts)]
+            if method == "encode_text":
+                features[1, 0] = np.nan
+            return features
+
+    views = 0 if method == "transform" else 2
+    clf = TipAdapterClassifier(Featurizer(), augment_views=views)
+    with pytest.raises(ValueError, match=rf"featurizer\.{method}.*index \[1\]"):
+        clf.fit(["a", "b", "c"], [0, 1, 2])
