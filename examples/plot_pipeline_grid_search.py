@@ -18,7 +18,6 @@ model is a tiny one with random weights.
 # Pictures and a tiny CLIP model
 # ------------------------------
 
-import json
 import shutil
 import tempfile
 import time
@@ -26,63 +25,16 @@ from pathlib import Path
 
 import matplotlib.pyplot as plt
 import numpy as np
-import open_clip
-import torch
-from PIL import Image
-from sklearn.datasets import load_digits
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
 
 import sktip
 from sktip import CLIPFeaturizer, TipAdapterClassifier
+from sktip.testing import save_tiny_clip, write_digit_images
 
 workdir = Path(tempfile.mkdtemp(prefix="sktip-pipeline-"))
 
-
-def write_digits(folder):
-    """Write every digit as a PNG file; return the paths and the labels."""
-    digits = load_digits()
-    folder.mkdir(parents=True)
-    paths = []
-    for index, pixels in enumerate(digits.images):
-        image = Image.fromarray((pixels * (255 / 16)).round().astype(np.uint8))
-        path = folder / f"digit_{index:04d}.png"
-        image.resize((32, 32), Image.NEAREST).save(path)
-        paths.append(str(path))
-    return np.array(paths), digits.target
-
-
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {
-        "image_size": 32,
-        "layers": 2,
-        "width": 64,
-        "head_width": 32,
-        "patch_size": 8,
-    },
-    "text_cfg": {
-        "context_length": 16,
-        "vocab_size": 49408,
-        "width": 32,
-        "heads": 2,
-        "layers": 2,
-    },
-}
-
-
-def save_tiny_clip(folder, seed=0):
-    """Save a tiny CLIP with random weights; return its open_clip name."""
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(**TINY_CLIP)
-    folder.mkdir(parents=True)
-    config = {"model_cfg": TINY_CLIP, "preprocess_cfg": {}}
-    (folder / "open_clip_config.json").write_text(json.dumps(config))
-    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
-    return f"local-dir:{folder}"
-
-
-paths, labels = write_digits(workdir / "digits")
+paths, labels = write_digit_images(workdir / "digits")
 model_name = save_tiny_clip(workdir / "tiny-clip")
 
 order = np.random.default_rng(0).permutation(len(labels))

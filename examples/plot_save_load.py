@@ -18,7 +18,6 @@ one with random weights.
 # Textile images and a tiny CLIP model
 # ------------------------------------
 
-import json
 import pickle
 import shutil
 import tempfile
@@ -27,44 +26,13 @@ from pathlib import Path
 import conformal_clip_data
 import matplotlib.pyplot as plt
 import numpy as np
-import open_clip
-import torch
 from PIL import Image
 
 import sktip
 from sktip import CLIPFeaturizer, TipAdapterClassifier
+from sktip.testing import save_tiny_clip
 
 workdir = Path(tempfile.mkdtemp(prefix="sktip-save-load-"))
-
-TINY_CLIP = {
-    "embed_dim": 32,
-    "vision_cfg": {
-        "image_size": 32,
-        "layers": 2,
-        "width": 64,
-        "head_width": 32,
-        "patch_size": 8,
-    },
-    "text_cfg": {
-        "context_length": 16,
-        "vocab_size": 49408,
-        "width": 32,
-        "heads": 2,
-        "layers": 2,
-    },
-}
-
-
-def save_tiny_clip(folder, seed=0):
-    """Save a tiny CLIP with random weights; return its open_clip name."""
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(**TINY_CLIP)
-    folder.mkdir(parents=True)
-    config = {"model_cfg": TINY_CLIP, "preprocess_cfg": {}}
-    (folder / "open_clip_config.json").write_text(json.dumps(config))
-    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
-    return f"local-dir:{folder}"
-
 
 folders = {
     "nominal": conformal_clip_data.nominal_dir(),

@@ -1,7 +1,6 @@
 """Shared fixtures: a tiny open_clip model with random weights, saved the way
 a user would save real ones, and real images written to disk."""
 
-import json
 import os
 
 # Nothing in the tests may wait on the network: open_clip then fails at once
@@ -11,42 +10,20 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 import numpy as np
 import pytest
 import torch
-from PIL import Image
 from sklearn.datasets import load_digits
+
+from sktip.testing import TINY_CLIP_CONFIG, save_tiny_clip, write_digit_images
 
 # Timing noise and thread contention on a 2-core machine make small matmuls
 # stall; one thread keeps the suite fast and deterministic.
 torch.set_num_threads(1)
 
-TINY_CONFIG = {
-    "embed_dim": 32,
-    "vision_cfg": {
-        "image_size": 32,
-        "layers": 2,
-        "width": 64,
-        "head_width": 32,
-        "patch_size": 8,
-    },
-    "text_cfg": {
-        "context_length": 16,
-        "vocab_size": 49408,
-        "width": 32,
-        "heads": 2,
-        "layers": 2,
-    },
-}
+TINY_CONFIG = TINY_CLIP_CONFIG
 
 
-def save_tiny_model(folder, seed=0, file_name="open_clip_pytorch_model.bin"):
+def save_tiny_model(folder, seed=0):
     """Write a seeded random tiny CLIP as an open_clip ``local-dir:`` folder."""
-    import open_clip
-
-    torch.manual_seed(seed)
-    model = open_clip.CLIP(**TINY_CONFIG)
-    folder.mkdir(parents=True, exist_ok=True)
-    config = {"model_cfg": TINY_CONFIG, "preprocess_cfg": {}}
-    (folder / "open_clip_config.json").write_text(json.dumps(config))
-    torch.save(model.state_dict(), folder / file_name)
+    save_tiny_clip(folder, seed=seed)
     return folder
 
 
@@ -71,22 +48,15 @@ def digits():
 
 
 @pytest.fixture(scope="session")
-def digit_files(tmp_path_factory, digits):
-    """The first 300 digits written as PNG and JPEG files, with labels.
+def digit_files(tmp_path_factory):
+    """The first 300 digits written as 32x32 JPEG and PNG files, with labels.
 
-    Each image is upscaled to 32x32 so that crops and resizing have pixels
-    to work with.
+    Upscaled so that crops and resizing have pixels to work with.
     """
-    images, labels = digits
-    folder = tmp_path_factory.mktemp("digits")
-    paths = []
-    for index, pixels in enumerate(images[:300]):
-        image = Image.fromarray(pixels, mode="L").resize((32, 32), Image.NEAREST)
-        suffix = "png" if index % 2 else "jpg"
-        path = folder / f"digit_{index:04d}_{labels[index]}.{suffix}"
-        image.save(path)
-        paths.append(str(path))
-    return paths, labels[:300]
+    paths, labels = write_digit_images(
+        tmp_path_factory.mktemp("digits"), n_images=300, formats=("jpg", "png")
+    )
+    return list(paths), labels
 
 
 @pytest.fixture

@@ -17,6 +17,7 @@ import pytest
 import sktip
 import sktip.exceptions
 import sktip.templates
+import sktip.testing
 
 validate = pytest.importorskip("numpydoc.validate").validate
 
@@ -34,7 +35,7 @@ IGNORED_FOR_MEMBERS = {"ES01", "SA01", "EX01"}
 # sktip, never called by users, so examples (EX01) would only show a raise.
 IGNORED_FOR_EXCEPTIONS = {"EX01"}
 
-MODULES = (sktip, sktip.exceptions, sktip.templates)
+MODULES = (sktip, sktip.exceptions, sktip.templates, sktip.testing)
 
 
 def _public_objects():
