@@ -315,7 +315,7 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         if len(classes) < 2:
             raise ValueError(
                 "TipAdapterClassifier needs samples of at least two classes; "
-                f"y holds one class only: {classes[0]!r}."
+                f"y holds one class only: {classes[0].item()!r}."
                 if len(classes)
                 else "y is empty; fit needs at least one sample per class."
             )
@@ -331,6 +331,12 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
             text = self._text_features_from_parameter(classes, keys.shape[1])
             if text is None:
                 text = self._encode_text_classifier(classes)
+            if text is not None and text.shape[1] != keys.shape[1]:
+                raise ValueError(
+                    f"featurizer.encode_text returned {text.shape[1]} features "
+                    f"per prompt but the image features have {keys.shape[1]}; "
+                    "both must live in one embedding space."
+                )
         return _Support(classes, class_indices, keys, views, text)
 
     def _finetune(self, support, values, rng):
@@ -434,7 +440,9 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         if self.featurizer is None:
             X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
             return _cache.l2_normalize(X)
-        features = _featurizer_output(self.featurizer.transform(X), "transform", 2)
+        features = _featurizer_output(
+            self.featurizer.transform(X), "transform", (_length(X),)
+        )
         if features.shape[1] != self.cache_keys_.shape[1]:
             raise ValueError(
                 f"{type(self.featurizer).__name__}.transform returned "
@@ -471,7 +479,9 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         """Raw features of shape (n_samples, n_views, d); one plain view when
         ``augment_views=0``."""
         if self.augment_views == 0:
-            features = _featurizer_output(self.featurizer.transform(X), "transform", 2)
+            features = _featurizer_output(
+                self.featurizer.transform(X), "transform", (_length(X),)
+            )
             return features[:, np.newaxis, :]
         if not hasattr(self.featurizer, "encode_views"):
             raise TypeError(
@@ -482,7 +492,9 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         views = self.featurizer.encode_views(
             X, n_views=self.augment_views, random_state=seed
         )
-        return _featurizer_output(views, "encode_views", 3)
+        return _featurizer_output(
+            views, "encode_views", (_length(X), self.augment_views)
+        )
 
     def _encode_text_classifier(self, classes):
         if not hasattr(self.featurizer, "encode_text"):
@@ -491,7 +503,7 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         templates = resolve_templates(self.templates)
         prompts = make_prompts(names, templates)
         prompt_features = _featurizer_output(
-            self.featurizer.encode_text(prompts), "encode_text", 2
+            self.featurizer.encode_text(prompts), "encode_text", (len(prompts),)
         )
         return _cache.text_classifier(prompt_features, len(classes))
 
@@ -509,19 +521,31 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
         if isinstance(self.text_features, Mapping):
             missing = [label for label in classes if label not in self.text_features]
             if missing:
+                labels = [label.item() for label in missing[:10]]
                 raise ValueError(
-                    f"text_features has no vector for class(es) {missing[:10]!r}; "
-                    "it must map every label in classes_ to a vector."
+                    f"text_features has no vector for class(es) {labels!r}; it "
+                    "must map every label in classes_ to a vector."
                 )
             rows = [np.asarray(self.text_features[label]) for label in classes]
-            text = check_array(np.stack(rows), dtype=[np.float64, np.float32])
+            for label, row in zip(classes, rows, strict=True):
+                if row.shape != (n_features,):
+                    raise ValueError(
+                        f"text_features[{label.item()!r}] has shape {row.shape}; "
+                        f"expected ({n_features},), one value per embedding "
+                        "feature."
+                    )
+            text = np.stack(rows)
         else:
-            text = check_array(self.text_features, dtype=[np.float64, np.float32])
+            text = self.text_features
+        try:
+            text = check_array(text, dtype=[np.float64, np.float32])
+        except ValueError as exc:
+            raise ValueError(f"text_features: {exc}") from None
         expected = (len(classes), n_features)
         if text.shape != expected:
             raise ValueError(
                 f"text_features has shape {text.shape}; expected {expected}: one "
-                f"row per class in classes_ order ({list(classes[:5])}...) and as "
+                f"row per class in classes_ order ({classes[:5].tolist()}...) and as "
                 "many columns as the image embeddings."
             )
         return _cache.l2_normalize(text)
@@ -563,13 +587,19 @@ def _stratified_split(class_indices, validation_fraction, rng):
         ) from None
 
 
-def _featurizer_output(features, method, ndim):
-    """Check what a featurizer returned: a finite float array of ``ndim``."""
+def _featurizer_output(features, method, leading):
+    """Check what a featurizer returned: a finite float array whose shape
+    starts with ``leading`` and has one more axis, the features."""
     features = np.asarray(features)
-    if features.ndim != ndim or not np.issubdtype(features.dtype, np.floating):
+    expected = (*leading, "n_features")
+    if (
+        features.ndim != len(expected)
+        or features.shape[:-1] != tuple(leading)
+        or not np.issubdtype(features.dtype, np.floating)
+    ):
         raise ValueError(
-            f"featurizer.{method} must return a float array with {ndim} "
-            f"dimensions; got dtype {features.dtype} and shape {features.shape}."
+            f"featurizer.{method} must return a float array of shape {expected}; "
+            f"got dtype {features.dtype} and shape {features.shape}."
         )
     finite = np.isfinite(features).reshape(len(features), -1).all(axis=1)
     if not finite.all():
@@ -581,17 +611,21 @@ def _featurizer_output(features, method, ndim):
     return features
 
 
+def _length(X):
+    try:
+        return len(X)
+    except TypeError:
+        raise TypeError(
+            f"X must be a sequence of images, got {type(X).__name__}."
+        ) from None
+
+
 def _is_fitted_name(name):
     return name.endswith("_") and not name.startswith("_")
 
 
 def _check_same_length(X, y):
-    try:
-        n_samples = len(X)
-    except TypeError:
-        raise TypeError(
-            f"X must be a sequence of images, got {type(X).__name__}."
-        ) from None
+    n_samples = _length(X)
     if n_samples != len(y):
         raise ValueError(
             f"X holds {n_samples} images but y holds {len(y)} labels; they must "

@@ -1,6 +1,8 @@
 """``TipAdapterClassifierCV``: Tip-Adapter with alpha and beta chosen by
 cross-validation on the shots, in one vectorised pass over the grid."""
 
+import warnings
+
 import numpy as np
 from scipy.stats import rankdata
 from sklearn.base import _fit_context
@@ -11,7 +13,9 @@ from sklearn.utils.validation import check_array, column_or_1d
 
 from sktip import _cache
 from sktip._classifier import TipAdapterClassifier
+from sktip._models import _caller_stacklevel
 from sktip._search import clip_logits, grid_scores
+from sktip.exceptions import SingleShotWarning
 
 _SCORINGS = ("accuracy", "balanced_accuracy", "neg_log_loss")
 
@@ -293,6 +297,17 @@ class TipAdapterClassifierCV(TipAdapterClassifier):
         )
 
     def _score_leave_one_out(self, support, alphas, betas):
+        counts = np.bincount(support.class_indices, minlength=len(support.classes))
+        if np.any(counts == 1):
+            single = support.classes[counts == 1][:10].tolist()
+            warnings.warn(
+                f"class(es) {single} have a single shot: held out, their cache "
+                "holds no key of their class, so leave-one-out scores them by the "
+                "zero-shot term alone and leans towards a small alpha. Give more "
+                "shots, or pass X_val.",
+                SingleShotWarning,
+                stacklevel=_caller_stacklevel(),
+            )
         keys = support.keys
         values = _cache.one_hot(support.class_indices, len(support.classes))
         affinity = keys @ keys.T

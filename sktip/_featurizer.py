@@ -58,10 +58,11 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
     pretrained : str or None, default="openai"
         An open_clip pretrained tag for ``model_name`` (see
         ``open_clip.list_pretrained()``), or the path of a local checkpoint
-        file (``.pt``, ``.bin`` or ``.safetensors``). Ignored for
-        ``local-dir:`` and ``hf-hub:`` names, whose weights come with them.
-        ``None`` asks for random weights, which only makes sense for tests;
-        it warns with :class:`~sktip.exceptions.RandomWeightsWarning`.
+        file (``.pt``, ``.bin`` or ``.safetensors``). For ``local-dir:`` and
+        ``hf-hub:`` names the weights come with the name and any string here
+        is ignored. ``None`` asks for random weights, for every kind of
+        name; that only makes sense for tests, and it warns with
+        :class:`~sktip.exceptions.RandomWeightsWarning`.
     device : str, default="auto"
         ``"auto"`` picks CUDA when a GPU is visible and the CPU otherwise;
         any torch device string (``"cpu"``, ``"cuda:1"``) is used as is.
@@ -318,8 +319,19 @@ class CLIPFeaturizer(ClassNamePrefixFeaturesOutMixin, TransformerMixin, BaseEsti
             raise TypeError(
                 "X must be a sequence of images; wrap a single path in a list."
             )
+        if hasattr(X, "to_numpy") and getattr(X, "ndim", 1) == 2:
+            columns = list(getattr(X, "columns", []))
+            raise ValueError(
+                "X must be a 1-D sequence of images, not a table; select the "
+                f"column that holds them, e.g. X[{(columns or ['path'])[0]!r}]."
+            )
         if hasattr(X, "to_numpy") and getattr(X, "ndim", 1) == 1:
             X = X.to_numpy()
+        if isinstance(X, np.ndarray) and X.ndim == 2 and X.dtype.kind in "OUS":
+            raise ValueError(
+                f"X is a 2-D array of shape {X.shape}; pass a 1-D sequence of "
+                "images (paths, PIL images or arrays), e.g. X.ravel()."
+            )
         if isinstance(X, np.ndarray) and X.dtype != object and X.ndim >= 3:
             # A stack of equally sized pictures, (n, H, W) or (n, H, W, C).
             return list(X)

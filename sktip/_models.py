@@ -143,9 +143,15 @@ def configured_embed_dim(model_name):
 
 
 def _load(spec):
+    with _no_implicit_root_handler():
+        return _load_quietly(spec)
+
+
+def _load_quietly(spec):
     import open_clip
     import torch
 
+    _check_device(spec)
     has_schema = spec.model_name.startswith((LOCAL_DIR_PREFIX, HF_HUB_PREFIX))
     random_weights = spec.pretrained is None
     if random_weights:
@@ -160,16 +166,15 @@ def _load(spec):
 
     logger.info("loading open_clip model %r (pretrained=%r)", *_describe(spec))
     try:
-        with _no_implicit_root_handler():
-            model, _, preprocess = open_clip.create_model_and_transforms(
-                spec.model_name,
-                pretrained=None if has_schema else spec.pretrained,
-                load_weights=not random_weights,
-                require_pretrained=not random_weights,
-                precision=precision,
-                device=spec.device,
-                cache_dir=spec.cache_dir,
-            )
+        model, _, preprocess = open_clip.create_model_and_transforms(
+            spec.model_name,
+            pretrained=None if has_schema else spec.pretrained,
+            load_weights=not random_weights,
+            require_pretrained=not random_weights,
+            precision=precision,
+            device=spec.device,
+            cache_dir=spec.cache_dir,
+        )
     except Exception as exc:
         raise PretrainedWeightsError(_weights_error_message(spec, exc)) from exc
     model.eval()
@@ -276,6 +281,8 @@ def _weights_error_message(spec, exc):
         or pretrained.endswith((".pt", ".pth", ".bin", ".safetensors"))
     ):
         where = f"the checkpoint file {pretrained!r} must exist and match the model"
+    elif pretrained is None:
+        where = "check the model name against open_clip.list_models()"
     else:
         where = (
             "the weights are downloaded from the model hub on first use; without "
@@ -283,8 +290,55 @@ def _weights_error_message(spec, exc):
             "pretrained='/path/to/checkpoint.pt' (or .safetensors), or use "
             "model_name='local-dir:/path/to/folder'"
         )
-    return (
+        tags = _known_tags(name)
+        if tags and pretrained not in tags:
+            where = f"{name!r} has the pretrained tags {tags}; " + where
+    message = (
         f"Could not load CLIP model {name!r} with pretrained={pretrained!r}: "
-        f"{type(exc).__name__}: {exc}. To fix: {where}. sktip never falls back "
-        "to random weights; pass pretrained=None to ask for them explicitly."
+        f"{type(exc).__name__}: {exc}. To fix: {where}."
     )
+    if pretrained is not None:
+        message += (
+            " sktip never falls back to random weights; pass pretrained=None "
+            "to ask for them explicitly."
+        )
+    return message
+
+
+def _known_tags(model_name):
+    import open_clip
+
+    try:
+        return list(open_clip.list_pretrained_tags_by_model(model_name))
+    except Exception:  # noqa: BLE001 - only a hint for the message
+        return []
+
+
+def _check_device(spec):
+    """Refuse a device torch cannot use, before any weights are loaded."""
+    import torch
+
+    try:
+        device = torch.device(spec.device)
+    except RuntimeError as exc:
+        raise ValueError(
+            f"device={spec.device!r} is not a torch device ({exc}); use 'auto', "
+            "'cpu', 'cuda' or 'cuda:<index>'."
+        ) from None
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise ValueError(
+                f"device={spec.device!r}, but torch sees no CUDA device here; use "
+                "device='auto' to fall back to the CPU knowingly, or 'cpu'."
+            )
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device={spec.device!r}, but torch sees only "
+                f"{torch.cuda.device_count()} CUDA device(s)."
+            )
+    if spec.precision in ("fp16", "bf16") and device.type != "cuda":
+        raise ValueError(
+            f"precision={spec.precision!r} converts the weights to half precision, "
+            "which the CPU does not run; use 'fp32' (or 'amp', which is fp32 on "
+            "the CPU)."
+        )

@@ -5,6 +5,7 @@ __all__ = [
     "ImageLoadError",
     "PretrainedWeightsError",
     "RandomWeightsWarning",
+    "SingleShotWarning",
     "SktipWarning",
 ]
 
@@ -89,4 +90,18 @@ class EmbeddingCacheWarning(SktipWarning):
     See Also
     --------
     sktip.CLIPFeaturizer : Its ``embedding_cache`` parameter sets the cache.
+    """
+
+
+class SingleShotWarning(SktipWarning):
+    """Leave-one-out tuning met a class with a single shot.
+
+    Holding that shot out leaves its class with no key in the cache, so only
+    the zero-shot term can classify it, and the search favours a small
+    ``alpha`` whatever the data. Use ``cv=<folds>`` with more shots, or
+    ``X_val``.
+
+    See Also
+    --------
+    sktip.TipAdapterClassifierCV : The estimator that issues it.
     """

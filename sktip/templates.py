@@ -12,6 +12,8 @@ benchmark. Pass one of its keys as ``templates=`` to use that set.
 
 from collections.abc import Mapping
 
+import numpy as np
+
 __all__ = ["DEFAULT_TEMPLATES", "TEMPLATES", "make_prompts", "resolve_templates"]
 
 #: The template used when ``templates=None``: CLIP's plain photo prompt.
@@ -86,6 +88,12 @@ def resolve_templates(templates):
     if isinstance(templates, str):
         if templates in TEMPLATES:
             return TEMPLATES[templates]
+        if "{" not in templates and " " not in templates:
+            raise ValueError(
+                f"templates={templates!r} is not a named template set "
+                f"({sorted(TEMPLATES)}) and has no '{{}}' placeholder to be a "
+                "template itself."
+            )
         templates = (templates,)
     templates = tuple(templates)
     if not templates:
@@ -125,9 +133,10 @@ def class_name_list(classes, class_names):
         )
     missing = [label for label in classes if label not in class_names]
     if missing:
+        labels = np.asarray(missing[:10]).tolist()
         raise ValueError(
-            f"class_names has no name for class(es) {missing[:10]!r}; it must "
-            f"map every label in classes_ ({len(classes)} classes) to a name."
+            f"class_names has no name for class(es) {labels!r}; it must map "
+            f"every label in classes_ ({len(classes)} classes) to a name."
         )
     return [str(class_names[label]) for label in classes]
 

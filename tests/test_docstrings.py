@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 import sktip
+import sktip.dask
 import sktip.exceptions
 import sktip.templates
 import sktip.testing
@@ -35,7 +36,7 @@ IGNORED_FOR_MEMBERS = {"ES01", "SA01", "EX01"}
 # sktip, never called by users, so examples (EX01) would only show a raise.
 IGNORED_FOR_EXCEPTIONS = {"EX01"}
 
-MODULES = (sktip, sktip.exceptions, sktip.templates, sktip.testing)
+MODULES = (sktip, sktip.exceptions, sktip.templates, sktip.testing, sktip.dask)
 
 
 def _public_objects():

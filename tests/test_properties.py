@@ -128,6 +128,7 @@ def test_non_finite_embeddings_are_refused(value, row, where):
             clf.fit(X, y).predict(bad)
 
 
+@pytest.mark.filterwarnings("ignore::sktip.exceptions.SingleShotWarning")
 @SETTINGS
 @given(
     n_samples=st.integers(0, 6),

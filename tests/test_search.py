@@ -12,6 +12,7 @@ from sktip import (
     TipAdapterClassifierCV,
     reference_grid,
 )
+from sktip.exceptions import SingleShotWarning
 
 
 def _normalized(array):
@@ -107,7 +108,9 @@ def test_leave_one_out_equals_refitting_without_each_shot():
 
 def test_leave_one_out_works_with_one_shot_per_class():
     X, y, X_val, _, text = make_embeddings(shots=1)
-    clf = TipAdapterClassifierCV(text_features=text).fit(X, y)
+    with pytest.warns(SingleShotWarning, match="single shot") as caught:
+        clf = TipAdapterClassifierCV(text_features=text).fit(X, y)
+    assert caught[0].filename == __file__
 
     assert clf.cache_keys_.shape == (4, 16)
     assert clf.predict(X_val).shape == (len(X_val),)
