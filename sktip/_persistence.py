@@ -64,6 +64,8 @@ pretrained tag such as ``"openai"`` and an ``hf-hub:`` name are identities
 in themselves and are recorded as given. open_clip ignores ``pretrained``
 for ``local-dir:`` and ``hf-hub:`` names except that ``None`` asks for
 random weights, so it is recorded as ``"bundled"`` or ``None`` for them.
+Random weights (``pretrained=None``) are identified by a digest of their
+values and of the model's settings, since their values follow torch's seed.
 ``precision`` is the parameter as given, so ``"auto"`` matches ``"auto"``
 on a machine with another device. The preprocessing configuration and
 ``embed_dim`` come from the loaded model: both :func:`save` and
@@ -355,9 +357,9 @@ def load(path, featurizer=None):
     checkpoint or of a ``local-dir:`` folder elsewhere matches. Parameters
     that do not change the embeddings, such as ``device``, ``batch_size``
     or ``embedding_cache``, may differ. A model with random weights
-    (``pretrained=None``) has the same identity in every process, although
-    its weights differ. Another featurizer matches when it has the same
-    class name and ``get_params()`` values.
+    (``pretrained=None``) matches only a model with the same random values.
+    Another featurizer matches when it has the same class name and
+    ``get_params()`` values.
 
     The loaded estimator has no ``cv_results_``. Its ``text_features``
     parameter is ``None`` if it was ``None`` when saved, and otherwise a
@@ -770,6 +772,10 @@ def _clip_identity(featurizer):
     elif pretrained is not None and os.path.isfile(pretrained):
         weights = {"checkpoint": _file_sha256(Path(pretrained))}
         pretrained = "file"
+    if pretrained is None:
+        # Random weights follow torch's seed: only their values identify
+        # them, and the loaded model's identity is a digest of those.
+        weights = {"random": loaded.identity}
 
     return {
         "kind": "clip",

@@ -648,3 +648,26 @@ def test_featurizer_without_get_params_is_identified_by_class(tmp_path):
     assert_same_predictions(fitted, sktip.load(path, PlainFeaturizer()), queries)
     with pytest.raises(ValueError, match="class: saved 'PlainFeaturizer', given"):
         sktip.load(path, featurizer=OtherPlainFeaturizer())
+
+
+def test_random_weights_of_another_draw_are_refused(tmp_path, digit_files):
+    import torch
+
+    from sktip import clear_model_cache
+    from sktip.exceptions import RandomWeightsWarning
+    from sktip.testing import save_tiny_clip
+
+    name = save_tiny_clip(tmp_path / "model")
+    featurizer = CLIPFeaturizer(name, pretrained=None, embedding_cache=None)
+    paths, labels = digit_files
+    with pytest.warns(RandomWeightsWarning):
+        torch.manual_seed(0)
+        clf = TipAdapterClassifier(featurizer, augment_views=0).fit(
+            paths[:20], labels[:20]
+        )
+        sktip.save(clf, tmp_path / "clf.safetensors")
+        clear_model_cache()
+        torch.manual_seed(1)
+        with pytest.raises(ValueError, match="weights_sha256"):
+            sktip.load(tmp_path / "clf.safetensors", featurizer=featurizer)
+    clear_model_cache()
