@@ -96,3 +96,12 @@ def test_text_features_errors_name_the_parameter(text_features, message):
     X, y = np.eye(4)[:2] + 0.1, [0, 1]
     with pytest.raises(ValueError, match=message):
         TipAdapterClassifier(text_features=text_features).fit(X, y)
+
+
+def test_one_column_dataframe_points_to_the_column(tiny_model_name, digit_files):
+    pandas = pytest.importorskip("pandas")
+    table = pandas.DataFrame({"path": digit_files[0][:3]})
+    with pytest.raises(ValueError, match=r"X\['path'\]"):
+        CLIPFeaturizer(tiny_model_name).transform(table)
+    # The column itself, a Series, is a 1-D sequence of images.
+    assert CLIPFeaturizer(tiny_model_name).transform(table["path"]).shape == (3, 32)
