@@ -34,7 +34,17 @@ def l2_normalize(features, axis=-1):
     All-zero vectors stay zero instead of becoming NaN. The input is never
     modified in place.
     """
-    norms = np.linalg.norm(features, axis=axis, keepdims=True)
+    with np.errstate(over="ignore", under="ignore"):
+        norms = np.linalg.norm(features, axis=axis, keepdims=True)
+    nonzero = np.any(features != 0, axis=axis, keepdims=True)
+    lost = (norms == 0) & nonzero | np.isinf(norms)
+    if np.any(lost):
+        # The squares under- or overflowed (entries below ~1e-154 or above
+        # ~1e154): scale those vectors by their largest entry first.
+        largest = np.max(np.abs(features), axis=axis, keepdims=True)
+        scaled = features / np.where(lost, largest, 1)
+        norms = np.where(lost, np.linalg.norm(scaled, axis=axis, keepdims=True), norms)
+        features = np.where(lost, scaled, features)
     return features / np.where(norms == 0, 1, norms)
 
 

@@ -548,6 +548,13 @@ class TipAdapterClassifier(ClassifierMixin, BaseEstimator):
                 f"row per class in classes_ order ({classes[:5].tolist()}...) and as "
                 "many columns as the image embeddings."
             )
+        empty = ~np.any(text != 0, axis=1)
+        if np.any(empty):
+            raise ValueError(
+                f"text_features holds only zeros for class(es) "
+                f"{classes[empty][:10].tolist()}; a zero vector has no direction "
+                "to compare images with."
+            )
         return _cache.l2_normalize(text)
 
 

@@ -50,7 +50,8 @@ def read_item(item, index):
         except IsADirectoryError:
             raise _error(index, item, "is a directory, not an image file") from None
         except FileNotFoundError:
-            raise _error(index, item, "no such file") from None
+            where = "" if os.path.isabs(path) else f" (relative to {os.getcwd()})"
+            raise _error(index, item, f"is not there: no such file{where}") from None
         except OSError as exc:
             raise _error(index, item, f"cannot be read ({exc})") from exc
     if isinstance(item, Image.Image | np.ndarray):

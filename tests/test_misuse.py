@@ -105,3 +105,10 @@ def test_one_column_dataframe_points_to_the_column(tiny_model_name, digit_files)
         CLIPFeaturizer(tiny_model_name).transform(table)
     # The column itself, a Series, is a 1-D sequence of images.
     assert CLIPFeaturizer(tiny_model_name).transform(table["path"]).shape == (3, 32)
+
+
+def test_zero_text_vector_is_refused():
+    with pytest.raises(ValueError, match=r"only zeros for class\(es\) \['b'\]"):
+        TipAdapterClassifier(text_features=np.array([[1.0, 0.0], [0.0, 0.0]])).fit(
+            np.eye(2), ["a", "b"]
+        )
