@@ -164,7 +164,9 @@ def _load_quietly(spec):
         )
     precision = spec.precision if spec.precision in ("fp16", "bf16") else "fp32"
 
-    logger.info("loading open_clip model %r (pretrained=%r)", *_describe(spec))
+    logger.info(
+        "loading open_clip model %r (pretrained=%r)", spec.model_name, spec.pretrained
+    )
     try:
         model, _, preprocess = open_clip.create_model_and_transforms(
             spec.model_name,
@@ -262,10 +264,6 @@ def _embed_dim(model):
     with torch.inference_mode():
         probe = torch.zeros((1, 3, *size), dtype=dtype, device=device)
         return int(model.encode_image(probe).shape[-1])
-
-
-def _describe(spec):
-    return spec.model_name, spec.pretrained
 
 
 def _weights_error_message(spec, exc):
