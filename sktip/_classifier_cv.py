@@ -13,9 +13,8 @@ from sklearn.utils.validation import check_array, column_or_1d
 
 from sktip import _cache
 from sktip._classifier import TipAdapterClassifier
-from sktip._models import _caller_stacklevel
 from sktip._search import clip_logits, grid_scores
-from sktip.exceptions import SingleShotWarning
+from sktip.exceptions import SingleShotWarning, _caller_stacklevel
 
 _SCORINGS = ("accuracy", "balanced_accuracy", "neg_log_loss")
 
@@ -309,13 +308,13 @@ class TipAdapterClassifierCV(TipAdapterClassifier):
                 stacklevel=_caller_stacklevel(),
             )
         keys = support.keys
-        values = _cache.one_hot(support.class_indices, len(support.classes))
+        values = _cache.one_hot(support.class_indices, len(support.classes), keys.dtype)
         affinity = keys @ keys.T
         clip = clip_logits(keys, support.text)
         mean = grid_scores(
             affinity,
             clip,
-            values.astype(keys.dtype),
+            values,
             support.class_indices,
             alphas,
             betas,

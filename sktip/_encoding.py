@@ -26,16 +26,25 @@ class _ImageDataset(Dataset):
     """Items are ``(position, tensor or None, error or None)``.
 
     ``positions`` lists the indices of ``images`` to encode; errors name an
-    image by its index in ``images``. With ``n_views=None`` the tensor is the
-    model's evaluation preprocessing of the image, shape (3, H, W);
-    otherwise it is (n_views, 3, H, W) augmented views.
+    image by its index in ``images``. ``keys`` holds the content digests
+    already computed for ``images``, or ``None``. With ``n_views=None`` the
+    tensor is the model's evaluation preprocessing of the image, shape
+    (3, H, W); otherwise it is (n_views, 3, H, W) augmented views.
     """
 
     def __init__(
-        self, images, positions, preprocess, augmenter=None, n_views=None, seed=0
+        self,
+        images,
+        positions,
+        preprocess,
+        augmenter=None,
+        n_views=None,
+        seed=0,
+        keys=None,
     ):
         self.images = images
         self.positions = positions
+        self.keys = keys
         self.preprocess = preprocess
         self.augmenter = augmenter
         self.n_views = n_views
@@ -52,7 +61,8 @@ class _ImageDataset(Dataset):
             image = decode_rgb(data, position, item)
             if self.n_views is None:
                 return position, self.preprocess(_trim_long_side(image)), None
-            rng = view_generator(self.seed, content_key(data))
+            key = content_key(data) if self.keys is None else self.keys[position]
+            rng = view_generator(self.seed, key)
             return position, self.augmenter(image, self.n_views, rng), None
         except ImageLoadError as exc:
             return position, None, exc
@@ -162,8 +172,11 @@ def encode_images(
         cfg = loaded.preprocess_cfg
         augmenter = ViewAugmenter(cfg["size"], cfg["mean"], cfg["std"])
         images_per_batch = max(1, batch_size // n_views)
+    # The store's addresses already hold every image's digest: reuse them
+    # to seed the views rather than hashing each image again.
+    keys = None if addresses is None else [address[2] for address in addresses]
     dataset = _ImageDataset(
-        images, missing, loaded.preprocess, augmenter, n_views, seed
+        images, missing, loaded.preprocess, augmenter, n_views, seed, keys
     )
     loader = DataLoader(
         dataset,

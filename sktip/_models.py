@@ -11,14 +11,17 @@ import hashlib
 import json
 import logging
 import os
-import sys
 import threading
 import warnings
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
 
-from sktip.exceptions import PretrainedWeightsError, RandomWeightsWarning
+from sktip.exceptions import (
+    PretrainedWeightsError,
+    RandomWeightsWarning,
+    _caller_stacklevel,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -215,24 +218,6 @@ def _load_quietly(spec):
         embed_dim=embed_dim,
         identity=identity,
     )
-
-
-def _caller_stacklevel():
-    """Stack level of the first frame outside sktip and scikit-learn, for
-    warnings that should point at the user's line whatever route (a
-    ``set_output`` wrapper, a Pipeline) led to them."""
-    import sklearn
-
-    packages = tuple(
-        os.path.dirname(os.path.abspath(module.__file__)) + os.sep
-        for module in (sys.modules[__package__], sklearn)
-    )
-    frame, level = sys._getframe(1), 1
-    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
-        packages
-    ):
-        frame, level = frame.f_back, level + 1
-    return level
 
 
 @contextlib.contextmanager

@@ -1,5 +1,8 @@
 """Exceptions and warnings raised by sktip."""
 
+import os
+import sys
+
 __all__ = [
     "EmbeddingCacheWarning",
     "ImageLoadError",
@@ -105,3 +108,21 @@ class SingleShotWarning(SktipWarning):
     --------
     sktip.TipAdapterClassifierCV : The estimator that issues it.
     """
+
+
+def _caller_stacklevel():
+    """Stack level of the first frame outside sktip and scikit-learn, for
+    warnings that should point at the user's line whatever route (a
+    ``set_output`` wrapper, a Pipeline) led to them."""
+    import sklearn
+
+    packages = tuple(
+        os.path.dirname(os.path.abspath(module.__file__)) + os.sep
+        for module in (sys.modules[__name__.rpartition(".")[0]], sklearn)
+    )
+    frame, level = sys._getframe(1), 1
+    while frame is not None and os.path.abspath(frame.f_code.co_filename).startswith(
+        packages
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
